@@ -3,10 +3,35 @@ package sources
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/rs/zerolog"
 )
+
+// Deps are what sources get from the process rather than from their
+// config table: where relative paths start, how to read secrets, how to talk
+// HTTP, where to log.
+type Deps struct {
+	// BaseDir is the config file's directory; "" is the working directory.
+	BaseDir string
+	// Getenv reads environment variables (tokens come only from there).
+	// nil reads none.
+	Getenv func(string) string
+	// HTTPClient is used by API sources; nil means a default with timeouts.
+	HTTPClient *http.Client
+	Logger     zerolog.Logger
+}
+
+// getenv reads an environment variable through d.Getenv.
+func (d Deps) getenv(key string) string {
+	if d.Getenv == nil {
+		return ""
+	}
+	return d.Getenv(key)
+}
 
 // Config is one [[source]] table of the config file. Type-specific keys sit
 // side by side; Validate rejects those that belong to another type.
@@ -35,7 +60,7 @@ type sourceType struct {
 	// already.
 	validate func(c Config) error
 	// build is called on a valid config.
-	build func(c Config, baseDir string) (Source, error)
+	build func(c Config, deps Deps) (Source, error)
 }
 
 func sourceTypes() []sourceType {
@@ -126,13 +151,13 @@ func isLowerAlnum(c byte) bool {
 }
 
 // New validates c and builds its source. Relative paths in c resolve against
-// baseDir, the directory of the config file.
-func New(c Config, baseDir string) (Source, error) {
+// deps.BaseDir, the directory of the config file.
+func New(c Config, deps Deps) (Source, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	st, _ := lookupType(c.Type) // Validate has checked the type
-	src, err := st.build(c, baseDir)
+	src, err := st.build(c, deps)
 	if err != nil {
 		return nil, fmt.Errorf("source %q: %w", c.Name, err)
 	}

@@ -80,7 +80,7 @@ func TestNew(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			src, err := New(tt.cfg, tt.baseDir)
+			src, err := New(tt.cfg, Deps{BaseDir: tt.baseDir})
 			if tt.wantErr != "" {
 				if err == nil || err.Error() != tt.wantErr {
 					t.Fatalf("New() = %v, %v; want error %q", src, err, tt.wantErr)
@@ -105,7 +105,7 @@ func TestNew(t *testing.T) {
 }
 
 func TestNewFileSourceLists(t *testing.T) {
-	src, err := New(Config{Name: "previews", Type: "file", Path: "previews.yaml"}, "testdata")
+	src, err := New(Config{Name: "previews", Type: "file", Path: "previews.yaml"}, Deps{BaseDir: "testdata"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,8 +31,8 @@ func fileType() sourceType {
 			}
 			return nil
 		},
-		build: func(c Config, baseDir string) (Source, error) {
-			return NewFile(c.Name, resolvePath(baseDir, c.Path)), nil
+		build: func(c Config, deps Deps) (Source, error) {
+			return NewFile(c.Name, resolvePath(deps.BaseDir, c.Path)), nil
 		},
 	}
 }

@@ -68,7 +68,7 @@ func buildWithToken(cfg Config, token string, getenv func(string) string, log ze
 		return nil, fmt.Errorf("launchdarkly.name_template: %w", err)
 	}
 	for _, sc := range cfg.Sources {
-		src, err := sources.New(sc, cfg.baseDir())
+		src, err := sources.New(sc, sources.Deps{BaseDir: cfg.baseDir(), Getenv: getenv, Logger: log.With().Str("source", sc.Name).Logger()})
 		if err != nil {
 			return nil, fmt.Errorf("source %q: %w", sc.Name, err)
 		}
