@@ -29,6 +29,8 @@ type result struct {
 	Status string
 	// Deleted is set for a delete that LD confirmed (or found already gone).
 	Deleted bool
+	// Environment is what LD returned for a create, ours or found.
+	Environment *ldclient.Environment
 }
 
 // applier executes a plan. It is the only place dry-run is honoured: in a dry
@@ -135,7 +137,7 @@ func (ap *applier) create(ctx context.Context, a Action) result {
 	default:
 		log.Info().Msg("environment created")
 	}
-	return result{Action: a, Status: StatusApplied}
+	return result{Action: a, Status: StatusApplied, Environment: &res.Environment}
 }
 
 func (ap *applier) delete(ctx context.Context, a Action) result {

@@ -96,7 +96,9 @@ func (r Report) ExitCode(detailed bool) int {
 		return ExitError
 	}
 	for _, s := range r.Sources {
-		if s.Error != "" {
+		// A truncated list is a source failure too, even when it came
+		// without an error.
+		if s.Error != "" || !s.Complete {
 			return ExitError
 		}
 	}
@@ -161,6 +163,7 @@ func (r Report) WriteJSON(w io.Writer) error {
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
 	return enc.Encode(r)
 }
 
@@ -179,7 +182,7 @@ func (r Report) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SOURCE\tTYPE\tITEMS\tCOMPLETE\tERROR")
 	for _, s := range r.Sources {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", s.Name, s.Type, s.Items, yesNo(s.Complete), dash(s.Error))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", cell(s.Name), cell(s.Type), s.Items, yesNo(s.Complete), cell(dash(s.Error)))
 	}
 	tw.Flush()
 	b.WriteString("\n")
@@ -189,7 +192,7 @@ func (r Report) WriteText(w io.Writer) error {
 		tw = tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "OP\tKEY\tNAME\tSOURCE\tSTATUS\tREASON\tDETAIL")
 		for _, a := range r.Actions {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Op, dash(a.Key), a.Name, dash(a.Source), a.Status, dash(a.Reason), a.Detail)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Op, cell(dash(a.Key)), cell(a.Name), cell(dash(a.Source)), a.Status, cell(dash(a.Reason)), cell(a.Detail))
 		}
 		tw.Flush()
 	}
@@ -200,10 +203,8 @@ func (r Report) WriteText(w io.Writer) error {
 			fmt.Fprintf(&b, "  %s: %s\n", g.Name, g.Detail)
 		}
 	}
-	for _, g := range r.Guards {
-		if g.Name == GuardOrphanGrace && strings.HasPrefix(g.Detail, "not applied") {
-			fmt.Fprintf(&b, "\nNote: orphan grace %s\n", g.Detail)
-		}
+	if note := r.noGraceNote(); note != "" {
+		fmt.Fprintf(&b, "\nNote: orphan grace %s\n", note)
 	}
 	if r.Error != "" {
 		fmt.Fprintf(&b, "\nError: %s\n", r.Error)
@@ -238,8 +239,11 @@ func (r Report) WriteMarkdown(w io.Writer) error {
 	} else {
 		b.WriteString("| op | key | name | source | status | reason |\n|---|---|---|---|---|---|\n")
 		for _, a := range r.Actions {
-			reason := dash(a.Reason)
-			if a.Detail != "" {
+			reason := a.Reason
+			switch {
+			case reason == "":
+				reason = dash(a.Detail)
+			case a.Detail != "":
 				reason += ": " + a.Detail
 			}
 			fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s | %s |\n", a.Op, md(dash(a.Key)), md(a.Name), md(dash(a.Source)), a.Status, md(reason))
@@ -250,6 +254,9 @@ func (r Report) WriteMarkdown(w io.Writer) error {
 		for _, g := range tripped {
 			fmt.Fprintf(&b, "- `%s`: %s\n", g.Name, md(g.Detail))
 		}
+	}
+	if note := r.noGraceNote(); note != "" {
+		fmt.Fprintf(&b, "\n**Note:** orphan grace %s\n", md(note))
 	}
 	if r.Error != "" {
 		fmt.Fprintf(&b, "\n**Error:** %s\n", md(r.Error))
@@ -279,6 +286,29 @@ func (r Report) trippedGuards() []GuardReport {
 		}
 	}
 	return out
+}
+
+// noGraceNote is the orphan grace guard's detail when the run applied no
+// grace; DESIGN.md promises every report format says so.
+func (r Report) noGraceNote() string {
+	for _, g := range r.Guards {
+		if g.Name == GuardOrphanGrace && strings.HasPrefix(g.Detail, "not applied") {
+			return g.Detail
+		}
+	}
+	return ""
+}
+
+// cell keeps user text on one line and in its own column of a text table:
+// a tab or line break would shift every cell after it.
+func cell(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '\t', '\n', '\r':
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 func yesNo(b bool) string {

@@ -46,6 +46,15 @@ type SourceSpec struct {
 	Type       string
 	AllowEmpty bool
 	Render     RenderFunc
+	// Deliverer, when set, is handed the keys of each live item's LD
+	// environment after every run that is not a dry run.
+	Deliverer SecretDeliverer
+}
+
+// SecretDeliverer hands live items the keys of their LD environments, for
+// example as a Kubernetes Secret in each preview namespace.
+type SecretDeliverer interface {
+	DeliverSecrets(ctx context.Context, ds []sources.Delivery) error
 }
 
 // Config is what a Reconciler is built with.
@@ -185,29 +194,98 @@ func (r *Reconciler) RunOnce(ctx context.Context, opts RunOptions) (Report, erro
 		writer: r.writer, project: r.cfg.Project, concurrency: r.cfg.Concurrency, dryRun: opts.DryRun,
 		lease: opts.Lease, managedTag: r.cfg.Plan.ManagedTag, post: r.post, log: log,
 	}
-	results2 := ap.apply(ctx, plan.Creates, plan.Deletes)
+	applied := ap.apply(ctx, plan.Creates, plan.Deletes)
 	removals := plan.OrphanRemovals
-	for _, res := range results2 {
+	live := make(map[string]ldclient.Environment, len(existing))
+	for _, e := range existing {
+		if e.HasTag(r.cfg.Plan.ManagedTag) {
+			live[e.Key] = e
+		}
+	}
+	for _, res := range applied {
 		rep.Actions = append(rep.Actions, actionReport(res.Action, res.Status))
 		if res.Deleted {
 			removals = append(removals, res.Key)
 			delete(plan.OrphanUpserts, res.Key)
 		}
+		if res.Environment != nil {
+			live[res.Key] = *res.Environment
+		}
+	}
+	if !opts.DryRun && ctx.Err() == nil {
+		r.deliver(ctx, runs, desired, live, rep.Sources, log)
 	}
 	rep.FinishedAt = r.now().UTC()
 	rep.sortAndCount()
 
 	if !opts.DryRun && stateErr == nil {
-		if err := r.store.Save(context.WithoutCancel(ctx), plan.OrphanUpserts, dedupeSorted(removals)); err != nil {
+		// A replica that lost the lease mid-run must not overwrite the new
+		// leader's orphan state.
+		if opts.Lease != nil {
+			if err := opts.Lease.Check(context.WithoutCancel(ctx)); err != nil {
+				return fail(fmt.Errorf("orphan state not saved: leader lease: %w", err))
+			}
+		}
+		upserts := plan.OrphanUpserts
+		if context.Cause(ctx) != nil {
+			// An interrupted run is not a successful one: it must not count
+			// towards orphan_min_runs. What it deleted is still forgotten.
+			upserts = nil
+		}
+		if err := r.store.Save(context.WithoutCancel(ctx), upserts, dedupeSorted(removals)); err != nil {
 			return fail(fmt.Errorf("save orphan state: %w", err))
 		}
 	}
 	if err := context.Cause(ctx); err != nil && !opts.DryRun {
 		return fail(fmt.Errorf("run interrupted: %w", err))
 	}
+	if stateErr != nil {
+		return fail(fmt.Errorf("orphan state unavailable, every delete held: %w", stateErr))
+	}
 	log.Info().Int("create", rep.Summary.Create).Int("delete", rep.Summary.Delete).Int("keep", rep.Summary.Keep).
 		Int("held", rep.Summary.Held).Int("failed", rep.Summary.Failed).Msg("run finished")
 	return rep, nil
+}
+
+// deliver hands each delivering source the keys of its live items' LD
+// environments. A failure is recorded as that source's error (exit 1), never
+// as a reason to change LD.
+func (r *Reconciler) deliver(ctx context.Context, runs []SourceRun, desired []Desired, live map[string]ldclient.Environment, reports []SourceReport, log zerolog.Logger) {
+	for i, spec := range r.sources {
+		if spec.Deliverer == nil || runs[i].Err != nil {
+			continue
+		}
+		items := make(map[string]sources.Env, len(runs[i].Snapshot.Items))
+		for _, it := range runs[i].Snapshot.Items {
+			items[it.Name] = it
+		}
+		var ds []sources.Delivery
+		for _, d := range desired {
+			env, ok := live[d.Key]
+			item, isItem := items[d.Item]
+			if d.Source != runs[i].Name || !ok || !isItem {
+				continue
+			}
+			if env.APIKey == "" {
+				log.Warn().Str("source", d.Source).Str("key", d.Key).Msg("LD returned no SDK key for the environment; nothing to deliver")
+				continue
+			}
+			ds = append(ds, sources.Delivery{
+				Item: item, SDKKey: env.APIKey, MobileKey: env.MobileKey, ClientSideID: env.ClientSideID,
+				EnvironmentKey: env.Key, Project: r.cfg.Project,
+			})
+		}
+		if err := spec.Deliverer.DeliverSecrets(ctx, ds); err != nil {
+			log.Error().Err(err).Str("source", runs[i].Name).Msg("deliver SDK keys")
+			msg := "deliver SDK keys: " + err.Error()
+			if reports[i].Error != "" {
+				msg = reports[i].Error + "; " + msg
+			}
+			reports[i].Error = msg
+			continue
+		}
+		log.Info().Str("source", runs[i].Name).Int("delivered", len(ds)).Msg("SDK keys delivered")
+	}
 }
 
 func (r *Reconciler) listSources(ctx context.Context) []SourceRun {

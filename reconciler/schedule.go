@@ -78,12 +78,19 @@ func (s *Schedule) Period(t time.Time) time.Duration {
 // delivers (POST /reconcile). Runs never overlap: the next firing is
 // computed after a run returns, so a run longer than the period delays the
 // next one instead of stacking. The first run starts at once. nextRun, when
-// set, is told when the next run is due. Loop returns ctx's error.
+// set, is told when the next run is due. Loop returns ctx's error and starts
+// no run once ctx has ended.
 func (s *Schedule) Loop(ctx context.Context, now func() time.Time, trigger <-chan struct{}, job func(context.Context), nextRun func(time.Time)) error {
 	if now == nil {
 		now = time.Now
 	}
 	for {
+		// The select below picks at random when the timer and ctx are both
+		// ready, and a job may run under a context of its own rather than
+		// ctx, so a run could start after ctx ended without this check.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		job(ctx)
 		if err := ctx.Err(); err != nil {
 			return err

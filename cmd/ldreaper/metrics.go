@@ -81,7 +81,7 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(m.runs, m.runDuration, m.lastSuccess, m.changes, m.sourceItems, m.sourceComplete,
 		m.ownedEnvs, m.leader, m.generation, m.guardTrips, m.guardTripped, m.ldRequests, m.ldRequestTime,
 		m.rateRemaining, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, r := range []string{"success", "guarded", "error"} {
+	for _, r := range []string{resultSuccess, resultGuarded, resultError} {
 		m.runs.WithLabelValues(r)
 	}
 	return m
@@ -93,18 +93,31 @@ func (m *metrics) observeRequest(r ldclient.RequestRecord) {
 	m.ldRequestTime.WithLabelValues(r.Route).Observe(r.Duration.Seconds())
 }
 
-// observeRun records a finished run.
-func (m *metrics) observeRun(rep reconciler.Report, rl ldclient.RateLimitState) {
-	result := "success"
+// Run results, the label values of ldreaper_runs_total and /status.
+const (
+	resultSuccess = "success"
+	resultGuarded = "guarded"
+	resultError   = "error"
+)
+
+// runResult classifies a run the way --once's exit code does: an error (the
+// run, a source or an action failed) wins over a guard that held deletes.
+func runResult(rep reconciler.Report) string {
 	switch rep.ExitCode(false) {
 	case reconciler.ExitError:
-		result = "error"
+		return resultError
 	case reconciler.ExitGuarded:
-		result = "guarded"
+		return resultGuarded
 	}
+	return resultSuccess
+}
+
+// observeRun records a finished run.
+func (m *metrics) observeRun(rep reconciler.Report, rl ldclient.RateLimitState) {
+	result := runResult(rep)
 	m.runs.WithLabelValues(result).Inc()
 	m.runDuration.Observe(rep.FinishedAt.Sub(rep.StartedAt).Seconds())
-	if result != "error" {
+	if result != resultError {
 		m.lastSuccess.Set(float64(rep.FinishedAt.Unix()))
 	}
 	for _, a := range rep.Actions {

@@ -54,6 +54,12 @@ type options struct {
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// After the first signal, restore the default handling so that a second
+	// one ends the process at once instead of waiting for shutdown_timeout.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 
 	cmd := ""
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
