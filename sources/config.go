@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 )
@@ -37,9 +39,54 @@ func (d Deps) getenv(key string) string {
 // side by side; Validate rejects those that belong to another type.
 type Config struct {
 	Name       string `toml:"name"`
-	Type       string `toml:"type"` // "file" now; kubernetes, vercel, render, github, http come later
+	Type       string `toml:"type"` // file, kubernetes, vercel, render, github, http
 	AllowEmpty bool   `toml:"allow_empty"`
 	Path       string `toml:"path"` // file
+
+	// API sources: vercel, render, github (base_url) and http (url).
+	BaseURL        string        `toml:"base_url"`
+	TokenEnv       string        `toml:"token_env"`
+	RequestTimeout time.Duration `toml:"request_timeout"`
+	// vercel
+	ProjectID       string        `toml:"project_id"`
+	TeamID          string        `toml:"team_id"`
+	Lookback        time.Duration `toml:"lookback"`
+	IncludeBuilding bool          `toml:"include_building"`
+	ExcludeBranches []string      `toml:"exclude_branches"`
+	OpenPRRepos     []string      `toml:"open_pr_repos"`
+	GitHubTokenEnv  string        `toml:"github_token_env"`
+	GitHubBaseURL   string        `toml:"github_base_url"`
+	// render
+	OwnerID        string   `toml:"owner_id"`
+	ParentServices []string `toml:"parent_services"`
+	PreviewTypes   []string `toml:"preview_types"`
+	// github
+	Repos        []string `toml:"repos"`
+	Labels       []string `toml:"labels"`
+	BaseBranches []string `toml:"base_branches"`
+	// http
+	URL           string            `toml:"url"`
+	ItemsPath     string            `toml:"items_path"`
+	NamePath      string            `toml:"name_path"`
+	AttrPaths     map[string]string `toml:"attr_paths"`
+	CreatedAtPath string            `toml:"created_at_path"`
+	// kubernetes
+	Kubeconfig      string   `toml:"kubeconfig"`
+	KubeContext     string   `toml:"context"`
+	LabelSelector   string   `toml:"label_selector"`
+	FieldSelector   string   `toml:"field_selector"`
+	NameLabel       string   `toml:"name_label"`
+	NameAnnotation  string   `toml:"name_annotation"`
+	LabelAttrs      []string `toml:"label_attrs"`
+	AnnotationAttrs []string `toml:"annotation_attrs"`
+	PageSize        int      `toml:"page_size"`
+	DeliverSecret   bool     `toml:"deliver_secret"`
+	SecretName      string   `toml:"secret_name"`
+
+	// KeyPrefix is prepended to every key this source's items render to,
+	// so that sources sharing a key template cannot claim each other's keys.
+	// It applies to every type.
+	KeyPrefix string `toml:"key_prefix"`
 
 	// KeyTemplate and NameTemplate override [launchdarkly] key_template and
 	// name_template for this source; they are parsed where the templates
@@ -66,6 +113,11 @@ type sourceType struct {
 func sourceTypes() []sourceType {
 	return []sourceType{
 		fileType(),
+		kubernetesType(),
+		vercelType(),
+		renderType(),
+		githubType(),
+		httpType(),
 	}
 }
 
@@ -93,6 +145,26 @@ func (c Config) setTypeKeys() []string {
 	if c.Path != "" {
 		set = append(set, "path")
 	}
+	for key, isSet := range map[string]bool{
+		"base_url": c.BaseURL != "", "token_env": c.TokenEnv != "", "request_timeout": c.RequestTimeout != 0,
+		"project_id": c.ProjectID != "", "team_id": c.TeamID != "", "lookback": c.Lookback != 0,
+		"include_building": c.IncludeBuilding, "exclude_branches": c.ExcludeBranches != nil,
+		"open_pr_repos": c.OpenPRRepos != nil, "github_token_env": c.GitHubTokenEnv != "",
+		"github_base_url": c.GitHubBaseURL != "", "owner_id": c.OwnerID != "",
+		"parent_services": c.ParentServices != nil, "preview_types": c.PreviewTypes != nil,
+		"repos": c.Repos != nil, "labels": c.Labels != nil, "base_branches": c.BaseBranches != nil,
+		"url": c.URL != "", "items_path": c.ItemsPath != "", "name_path": c.NamePath != "",
+		"attr_paths": c.AttrPaths != nil, "created_at_path": c.CreatedAtPath != "",
+		"kubeconfig": c.Kubeconfig != "", "context": c.KubeContext != "", "label_selector": c.LabelSelector != "",
+		"field_selector": c.FieldSelector != "", "name_label": c.NameLabel != "", "name_annotation": c.NameAnnotation != "",
+		"label_attrs": c.LabelAttrs != nil, "annotation_attrs": c.AnnotationAttrs != nil, "page_size": c.PageSize != 0,
+		"deliver_secret": c.DeliverSecret, "secret_name": c.SecretName != "",
+	} {
+		if isSet {
+			set = append(set, key)
+		}
+	}
+	slices.Sort(set)
 	return set
 }
 
@@ -105,6 +177,9 @@ const maxNameLen = 40
 func (c Config) Validate() error {
 	if err := validateName(c.Name); err != nil {
 		return fmt.Errorf("source %q: name: %w", c.Name, err)
+	}
+	if err := validateKeyPrefix(c.KeyPrefix); err != nil {
+		return fmt.Errorf("source %q: key_prefix: %w", c.Name, err)
 	}
 	if c.Type == "" {
 		return fmt.Errorf("source %q: type: required (one of %s)", c.Name, knownTypeNames())
@@ -171,4 +246,18 @@ func resolvePath(baseDir, path string) string {
 		return filepath.Clean(path)
 	}
 	return filepath.Join(baseDir, path)
+}
+
+// maxKeyPrefixLen leaves most of LD's 64-character key to the template.
+const maxKeyPrefixLen = 20
+
+// keyPrefixPattern is the start of an LD environment key. It also keeps
+// template syntax out, since the prefix is prepended to the key template.
+var keyPrefixPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+func validateKeyPrefix(prefix string) error {
+	if prefix != "" && (len(prefix) > maxKeyPrefixLen || !keyPrefixPattern.MatchString(prefix)) {
+		return fmt.Errorf("%q must be 1 to %d characters of a-z, A-Z, 0-9, \".\", \"_\", \"-\", starting with a letter or digit", prefix, maxKeyPrefixLen)
+	}
+	return nil
 }

@@ -30,9 +30,9 @@ func TestConfigValidate(t *testing.T) {
 		{name: "leading dot", cfg: Config{Name: ".p", Type: "file", Path: "p"}, wantErr: `source ".p": name: ".p" must be 1 to 40 characters of a-z, 0-9, ".", "_", "-", starting with a letter or digit`},
 		{name: "slash", cfg: Config{Name: "a/b", Type: "file", Path: "p"}, wantErr: `source "a/b": name: "a/b" must be 1 to 40 characters of a-z, 0-9, ".", "_", "-", starting with a letter or digit`},
 		{name: "non-ASCII", cfg: Config{Name: "prévu", Type: "file", Path: "p"}, wantErr: `source "prévu": name: "prévu" must be 1 to 40 characters of a-z, 0-9, ".", "_", "-", starting with a letter or digit`},
-		{name: "type missing", cfg: Config{Name: "previews", Path: "p"}, wantErr: `source "previews": type: required (one of file)`},
-		{name: "type unknown", cfg: Config{Name: "previews", Type: "vercel"}, wantErr: `source "previews": type: unknown type "vercel" (one of file)`},
-		{name: "type is case-sensitive", cfg: Config{Name: "previews", Type: "File", Path: "p"}, wantErr: `source "previews": type: unknown type "File" (one of file)`},
+		{name: "type missing", cfg: Config{Name: "previews", Path: "p"}, wantErr: `source "previews": type: required (one of file, kubernetes, vercel, render, github, http)`},
+		{name: "type unknown", cfg: Config{Name: "previews", Type: "netlify"}, wantErr: `source "previews": type: unknown type "netlify" (one of file, kubernetes, vercel, render, github, http)`},
+		{name: "type is case-sensitive", cfg: Config{Name: "previews", Type: "File", Path: "p"}, wantErr: `source "previews": type: unknown type "File" (one of file, kubernetes, vercel, render, github, http)`},
 		{name: "path missing", cfg: Config{Name: "previews", Type: "file"}, wantErr: `source "previews": path: required for type "file"`},
 		{name: "path blank", cfg: Config{Name: "previews", Type: "file", Path: "  "}, wantErr: `source "previews": path: required for type "file"`},
 	}
@@ -76,7 +76,7 @@ func TestNew(t *testing.T) {
 		{name: "absolute path is kept", cfg: Config{Name: "previews", Type: "file", Path: "/var/lib/p.json"}, baseDir: base, wantPath: filepath.FromSlash("/var/lib/p.json")},
 		{name: "no base dir means the working dir", cfg: Config{Name: "previews", Type: "file", Path: "p.txt"}, baseDir: "", wantPath: "p.txt"},
 		{name: "invalid config", cfg: Config{Name: "previews", Type: "file"}, baseDir: base, wantErr: `source "previews": path: required for type "file"`},
-		{name: "unknown type", cfg: Config{Name: "previews", Type: "http"}, baseDir: base, wantErr: `source "previews": type: unknown type "http" (one of file)`},
+		{name: "unknown type", cfg: Config{Name: "previews", Type: "netlify"}, baseDir: base, wantErr: `source "previews": type: unknown type "netlify" (one of file, kubernetes, vercel, render, github, http)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

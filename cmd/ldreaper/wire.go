@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -73,8 +74,11 @@ func buildWithToken(cfg Config, token string, getenv func(string) string, log ze
 			return nil, fmt.Errorf("source %q: %w", sc.Name, err)
 		}
 		keyT, nameT := defaultKey, defaultName
-		if sc.KeyTemplate != "" {
-			if keyT, err = keys.ParseKey(sc.KeyTemplate); err != nil {
+		if sc.KeyTemplate != "" || sc.KeyPrefix != "" {
+			// The prefix joins the template text rather than the rendered
+			// key, so that the template's length cap and key check cover it.
+			keyText := cmp.Or(sc.KeyTemplate, ld.KeyTemplate)
+			if keyT, err = keys.ParseKey(sc.KeyPrefix + keyText); err != nil {
 				return nil, fmt.Errorf("source %q: key_template: %w", sc.Name, err)
 			}
 		}
@@ -83,9 +87,11 @@ func buildWithToken(cfg Config, token string, getenv func(string) string, log ze
 				return nil, fmt.Errorf("source %q: name_template: %w", sc.Name, err)
 			}
 		}
-		a.sources = append(a.sources, reconciler.SourceSpec{
-			Source: src, Type: sc.Type, AllowEmpty: sc.AllowEmpty, Render: renderer(keyT, nameT),
-		})
+		spec := reconciler.SourceSpec{Source: src, Type: sc.Type, AllowEmpty: sc.AllowEmpty, Render: renderer(keyT, nameT)}
+		if d, ok := src.(secretDeliverer); ok && d.DeliversSecrets() {
+			spec.Deliverer = d
+		}
+		a.sources = append(a.sources, spec)
 	}
 
 	var store reconciler.OrphanStore = orphanstate.NewMemory()
@@ -149,6 +155,13 @@ func (a *app) close() {
 // acquireLease takes the leader lock for a --once run that mutates.
 func (a *app) acquireLease(ctx context.Context) (*leader.Lease, error) {
 	return a.elector.TryAcquire(ctx)
+}
+
+// secretDeliverer is a source that can hand its live items their LD
+// environment's keys (the kubernetes source with deliver_secret = true).
+type secretDeliverer interface {
+	reconciler.SecretDeliverer
+	DeliversSecrets() bool
 }
 
 func renderer(keyT *keys.KeyTemplate, nameT *keys.NameTemplate) reconciler.RenderFunc {
