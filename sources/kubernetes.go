@@ -68,7 +68,7 @@ func kubernetesOptions(c Config) KubernetesOptions {
 // kubeconfig is "". It deliberately ignores $KUBECONFIG and ~/.kube/config:
 // a reaper that silently followed whatever context a shell had selected
 // could delete the environments of another cluster's namespaces.
-func KubeRESTConfig(kubeconfig, context string) (*rest.Config, error) {
+func KubeRESTConfig(kubeconfig, kubeContext string) (*rest.Config, error) {
 	if kubeconfig == "" {
 		cfg, err := rest.InClusterConfig()
 		if err != nil {
@@ -78,11 +78,11 @@ func KubeRESTConfig(kubeconfig, context string) (*rest.Config, error) {
 	}
 	loader := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
 		&clientcmd.ClientConfigLoadingRules{ExplicitPath: kubeconfig},
-		&clientcmd.ConfigOverrides{CurrentContext: context},
+		&clientcmd.ConfigOverrides{CurrentContext: kubeContext},
 	)
 	cfg, err := loader.ClientConfig()
 	if err != nil {
-		return nil, fmt.Errorf("loading kubeconfig %s (context %q): %w", kubeconfig, context, err)
+		return nil, fmt.Errorf("loading kubeconfig %s (context %q): %w", kubeconfig, kubeContext, err)
 	}
 	return cfg, nil
 }
@@ -223,6 +223,9 @@ func NewKubernetes(name string, restConfig *rest.Config, opts KubernetesOptions,
 	if cfg.QPS == 0 {
 		cfg.QPS, cfg.Burst = 20, 40
 	}
+	// By default client-go prints API warnings (deprecations, policy
+	// notices) to stderr through klog, outside the structured log.
+	cfg.WarningHandler = warningLogger{log: log}
 	httpClient, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("building kubernetes HTTP client: %w", err)
@@ -355,4 +358,11 @@ func (k *Kubernetes) env(ns metav1.PartialObjectMetadata) (Env, error) {
 		}
 	}
 	return Env{Name: name, Attrs: attrs, CreatedAt: ns.CreationTimestamp.UTC()}, nil
+}
+
+// warningLogger passes the apiserver's Warning headers to the source's log.
+type warningLogger struct{ log zerolog.Logger }
+
+func (w warningLogger) HandleWarningHeader(code int, agent, text string) {
+	w.log.Warn().Int("code", code).Str("agent", agent).Str("warning", text).Msg("kubernetes api warning")
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	metadatafake "k8s.io/client-go/metadata/fake"
+	"k8s.io/client-go/rest"
 )
 
 // These tests use client-go's fake metadata client, which honours label
@@ -484,4 +488,80 @@ func FuzzKubernetesEnv(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestKubernetesListOverHTTP drives the real client-go stack against a
+// scripted apiserver: a 410 Status must decode into an error that restarts
+// the list, and Warning headers must reach the source's log.
+func TestKubernetesListOverHTTP(t *testing.T) {
+	type page struct {
+		status int
+		body   string
+	}
+	item := func(name string) string {
+		return `{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":{"name":"` + name + `"}}`
+	}
+	list := func(cont string, names ...string) page {
+		items := make([]string, 0, len(names))
+		for _, n := range names {
+			items = append(items, item(n))
+		}
+		return page{http.StatusOK, `{"kind":"PartialObjectMetadataList","apiVersion":"meta.k8s.io/v1","metadata":{"continue":"` + cont +
+			`"},"items":[` + strings.Join(items, ",") + `]}`}
+	}
+	pages := map[string][]page{
+		// The first request for the first page, and the one after the restart.
+		"": {list("t1", "a", "b"), list("t2", "a", "c")},
+		"t1": {{http.StatusGone, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Expired","code":410,` +
+			`"message":"The provided continue parameter is too old to display a consistent list result."}`}},
+		"t2": {list("", "d")},
+	}
+	var requests []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		requests = append(requests, r.URL.Path+"?"+q.Encode())
+		cont := q.Get("continue")
+		if len(pages[cont]) == 0 {
+			http.Error(w, "unexpected request", http.StatusTeapot)
+			return
+		}
+		p := pages[cont][0]
+		pages[cont] = pages[cont][1:]
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Warning", `299 - "example.com/preview is deprecated"`)
+		w.WriteHeader(p.status)
+		_, _ = io.WriteString(w, p.body)
+	}))
+	defer srv.Close()
+
+	var logs strings.Builder
+	k, err := NewKubernetes("namespaces", &rest.Config{Host: srv.URL}, KubernetesOptions{LabelSelector: "preview=true", PageSize: 2}, zerolog.New(&logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := k.List(t.Context())
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	var names []string
+	for _, it := range snap.Items {
+		names = append(names, it.Name)
+	}
+	if diff := cmp.Diff([]string{"a", "c", "d"}, names); diff != "" {
+		t.Errorf("names mismatch (-want +got):\n%s", diff)
+	}
+	wantRequests := []string{
+		"/api/v1/namespaces?labelSelector=preview%3Dtrue&limit=2",
+		"/api/v1/namespaces?continue=t1&labelSelector=preview%3Dtrue&limit=2",
+		"/api/v1/namespaces?labelSelector=preview%3Dtrue&limit=2",
+		"/api/v1/namespaces?continue=t2&labelSelector=preview%3Dtrue&limit=2",
+	}
+	if diff := cmp.Diff(wantRequests, requests); diff != "" {
+		t.Errorf("requests mismatch (-want +got):\n%s", diff)
+	}
+	for _, want := range []string{`"warning":"example.com/preview is deprecated"`, `"message":"continue token expired; listing namespaces again"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, logs.String())
+		}
+	}
 }
