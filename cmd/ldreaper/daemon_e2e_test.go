@@ -284,6 +284,10 @@ func testOrphanGraceAcrossLeaderChange(t *testing.T, bin string) {
 		_, ok := c.fake.Environment(e2eProject, "pr-gone")
 		return !ok
 	})
+	// The delete lands before the run ends (orphan state is saved after it).
+	waitFor(t, e2eConvergeTimeout, "the new leader's run to finish", func() bool {
+		return b.status().LastRun != nil && b.logged(func(e logEntry) bool { return e.Message == "run finished" })
+	})
 	want := []string{"delete pr-gone by " + b.tokenID}
 	if diff := cmp.Diff(want, c.mutationLog()); diff != "" {
 		t.Errorf("mutations (-want +got):\n%s", diff)
