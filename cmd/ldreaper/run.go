@@ -146,9 +146,6 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	if o.detailedExitcode && !o.dryRun {
 		return o, errors.New("--detailed-exitcode goes with --dry-run")
 	}
-	if o.forceDeletes && o.dryRun {
-		// Allowed: shows what a forced run would do.
-	}
 	return o, nil
 }
 
