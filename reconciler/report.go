@@ -209,10 +209,19 @@ func (r Report) WriteText(w io.Writer) error {
 	if r.Error != "" {
 		fmt.Fprintf(&b, "\nError: %s\n", r.Error)
 	}
-	fmt.Fprintf(&b, "\nSummary: %d to create, %d to delete, %d kept, %d held, %d failed\n",
+	fmt.Fprintf(&b, "\nSummary: "+r.summaryFormat()+"\n",
 		r.Summary.Create, r.Summary.Delete, r.Summary.Keep, r.Summary.Held, r.Summary.Failed)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// summaryFormat words the counts by mode: a dry run has changes "to"
+// make, an applied run has made them.
+func (r Report) summaryFormat() string {
+	if r.DryRun {
+		return "%d to create, %d to delete, %d kept, %d held, %d failed"
+	}
+	return "%d created, %d deleted, %d kept, %d held, %d failed"
 }
 
 // WriteMarkdown writes the report for a PR comment or a CI job summary.
@@ -227,7 +236,7 @@ func (r Report) WriteMarkdown(w io.Writer) error {
 	if r.Generation != 0 {
 		fmt.Fprintf(&b, " · generation %d", r.Generation)
 	}
-	fmt.Fprintf(&b, "\n\n**%d** to create · **%d** to delete · %d kept · %d held · %d failed\n\n",
+	fmt.Fprintf(&b, "\n\n"+strings.NewReplacer("%d to", "**%d** to", "%d created", "**%d** created", "%d deleted", "**%d** deleted", ", ", " · ").Replace(r.summaryFormat())+"\n\n",
 		r.Summary.Create, r.Summary.Delete, r.Summary.Keep, r.Summary.Held, r.Summary.Failed)
 	b.WriteString("| source | type | items | complete | error |\n|---|---|---:|---|---|\n")
 	for _, s := range r.Sources {
