@@ -13,8 +13,9 @@
 //     repeated: the client first GETs the key, so a create is neither
 //     duplicated nor reported failed when it in fact happened.
 //   - 429s wait for Retry-After or X-Ratelimit-Reset, and calls are paced
-//     before they are sent when the last seen *-Remaining header is at the
-//     configured headroom.
+//     before they are sent: when the *-Remaining headers, less the requests
+//     already in flight, are down to the configured headroom, the call waits
+//     for the window's reset.
 //   - The access token appears in no error, log line or String output.
 //
 // A Client is safe for concurrent use.
@@ -119,12 +120,13 @@ type Options struct {
 	MaxWait time.Duration
 	// BaseBackoff is the first backoff after a failure; it doubles per retry.
 	BaseBackoff time.Duration
-	// Headroom paces calls: when the last seen X-Ratelimit-Global-Remaining
-	// or this route's X-Ratelimit-Route-Remaining is <= Headroom and the
-	// window's reset is still ahead, the next call on it waits for the reset.
-	// The default 0 pauses only once the budget is spent. Concurrent callers
-	// all see the same last value, so set Headroom to at least the caller's
-	// concurrency to avoid overshooting into 429s. Negative disables pacing.
+	// Headroom is how many requests of each LD rate-limit window the client
+	// leaves for other users of the account. A call waits for the window's
+	// reset when X-Ratelimit-Global-Remaining, or its route's
+	// X-Ratelimit-Route-Remaining, minus the requests already in flight is
+	// <= Headroom. Counting the requests in flight keeps concurrent callers
+	// from overshooting the window together. The default 0 pauses only once
+	// the budget is spent. Negative disables pacing.
 	Headroom int
 	// PageSize is the list page size asked for; 0 means MaxPageSize, larger
 	// values are cut to MaxPageSize.
@@ -313,8 +315,11 @@ func (c *Client) apiError(cl call, r response) *APIError {
 // attempt paces, then sends cl once. A *transportError means no response
 // arrived (or its body was cut off); any other error is final.
 func (c *Client) attempt(ctx context.Context, cl call, n int) (response, error) {
-	c.pace(ctx, cl)
+	if err := c.pace(ctx, cl); err != nil {
+		return response{}, err
+	}
 	if err := ctx.Err(); err != nil {
+		c.limits.complete(cl.route, nil)
 		return response{}, err
 	}
 	attemptCtx, cancel := context.WithTimeout(ctx, c.requestTimeout)
@@ -326,6 +331,7 @@ func (c *Client) attempt(ctx context.Context, cl call, n int) (response, error) 
 	}
 	req, err := http.NewRequestWithContext(attemptCtx, cl.method, cl.url.String(), body)
 	if err != nil {
+		c.limits.complete(cl.route, nil)
 		return response{}, fmt.Errorf("build %s %s: %w", cl.method, cl.url.EscapedPath(), err)
 	}
 	req.Header.Set("Authorization", c.token)
@@ -339,11 +345,12 @@ func (c *Client) attempt(ctx context.Context, cl call, n int) (response, error) 
 	start := c.clock.Now()
 	resp, err := c.httpClient.Do(req)
 	if err != nil {
+		c.limits.complete(cl.route, nil)
 		c.record(cl, 0, start, n)
 		return response{}, c.transportError(cl, err)
 	}
 	defer resp.Body.Close()
-	c.limits.update(cl.route, resp.Header)
+	c.limits.complete(cl.route, resp.Header)
 
 	limit := int64(maxSuccessBody)
 	if resp.StatusCode >= 300 {

@@ -75,8 +75,9 @@ func FuzzRateLimitDelay(f *testing.F) {
 			t.Fatalf("delay %v outside [%v, %v]", d, minRateLimitWait, maxWait)
 		}
 		limits := newRateLimits()
-		limits.update(RouteGetEnvironment, h)
-		if d := limits.delay(RouteGetEnvironment, t0, 0); d < 0 {
+		limits.reserveAnyway(RouteGetEnvironment)
+		limits.complete(RouteGetEnvironment, h)
+		if d := limits.reserve(RouteGetEnvironment, t0, 0); d < 0 {
 			t.Fatalf("negative pacing delay %v", d)
 		}
 		st := limits.state()

@@ -23,6 +23,12 @@ type LeaseChecker interface {
 	Check(ctx context.Context) error
 }
 
+// ReasonRateBudget holds an action that did not fit in the run's mutation
+// budget (max_mutations_per_run). It is not a guard: nothing is wrong, the
+// action is planned again and done by a later run, so it does not change
+// the exit code.
+const ReasonRateBudget = "rate-budget"
+
 // result is the outcome of one action.
 type result struct {
 	Action
@@ -39,19 +45,32 @@ type applier struct {
 	writer      EnvironmentWriter
 	project     string
 	concurrency int
-	dryRun      bool
-	lease       LeaseChecker
-	managedTag  string
-	post        func(Action) ldclient.EnvironmentPost
-	log         zerolog.Logger
+	// maxMutations caps the creates and deletes of one run; 0 is no cap.
+	maxMutations int
+	dryRun       bool
+	lease        LeaseChecker
+	managedTag   string
+	post         func(Action) ldclient.EnvironmentPost
+	log          zerolog.Logger
 }
 
 // apply runs creates, then deletes (so the project never dips towards zero
 // environments), each with bounded concurrency. Once ctx is cancelled or the
-// lease is lost, no further mutation starts.
+// lease is lost, no further mutation starts. Actions beyond the run's
+// mutation budget are held for a later run, in a dry run too, so that its
+// report shows what the real run would do.
 func (ap *applier) apply(ctx context.Context, creates, deletes []Action) []result {
+	creates, deletes, deferred := splitBudget(creates, deletes, ap.maxMutations)
+	out := make([]result, 0, len(creates)+len(deletes)+len(deferred))
+	for _, a := range deferred {
+		a.Reason = ReasonRateBudget
+		a.Detail = fmt.Sprintf("deferred to a later run: max_mutations_per_run is %d", ap.maxMutations)
+		out = append(out, result{Action: a, Status: StatusHeld})
+	}
+	if len(deferred) > 0 {
+		ap.log.Info().Int("max_mutations_per_run", ap.maxMutations).Int("deferred", len(deferred)).Msg("mutations deferred to a later run")
+	}
 	if ap.dryRun {
-		out := make([]result, 0, len(creates)+len(deletes))
 		for _, a := range append(append([]Action(nil), creates...), deletes...) {
 			out = append(out, result{Action: a, Status: StatusPlanned})
 		}
@@ -59,8 +78,22 @@ func (ap *applier) apply(ctx context.Context, creates, deletes []Action) []resul
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	out := ap.run(ctx, cancel, creates, ap.create)
+	out = append(out, ap.run(ctx, cancel, creates, ap.create)...)
 	return append(out, ap.run(ctx, cancel, deletes, ap.delete)...)
+}
+
+// splitBudget keeps at most limit actions (no limit when limit <= 0) and
+// returns the rest as deferred. Creates come first: someone is waiting for
+// a new preview's environment, while an orphan costs nothing by waiting, so
+// a short budget spreads deletes over runs rather than delaying creates.
+func splitBudget(creates, deletes []Action, limit int) (keptCreates, keptDeletes, deferred []Action) {
+	if limit <= 0 || len(creates)+len(deletes) <= limit {
+		return creates, deletes, nil
+	}
+	nc := min(len(creates), limit)
+	nd := min(len(deletes), limit-nc)
+	deferred = append(append(deferred, creates[nc:]...), deletes[nd:]...)
+	return creates[:nc], deletes[:nd], deferred
 }
 
 func (ap *applier) run(ctx context.Context, cancel context.CancelCauseFunc, actions []Action, do func(context.Context, Action) result) []result {

@@ -191,20 +191,30 @@ func Calculate(in Input) Plan {
 		sources[strings.ToLower(s.Name)] = s
 	}
 
-	desired := make(map[string]Desired, len(in.Desired))
+	desired := make(map[string]struct{}, len(in.Desired))
 	for _, d := range in.Desired {
-		desired[d.Key] = d
+		desired[d.Key] = struct{}{}
 	}
 
-	owned := make(map[string]ldclient.Environment, len(in.Existing))
+	// owned maps a key to its index in in.Existing: copying 100,000
+	// environments into a map costs more than the rest of the plan.
+	owned := make(map[string]int, len(in.Existing))
 	unmanaged := map[string]bool{}
-	for _, e := range in.Existing {
+	var orphanKeys []string
+	for i := range in.Existing {
+		e := &in.Existing[i]
 		if e.HasTag(cfg.ManagedTag) {
-			owned[e.Key] = e
+			if _, dup := owned[e.Key]; !dup {
+				if _, ok := desired[e.Key]; !ok {
+					orphanKeys = append(orphanKeys, e.Key)
+				}
+			}
+			owned[e.Key] = i
 		} else {
 			unmanaged[e.Key] = true
 		}
 	}
+	sort.Strings(orphanKeys)
 
 	// Creates and keeps.
 	for _, d := range in.Desired {
@@ -232,11 +242,8 @@ func Calculate(in Input) Plan {
 	// Orphans: owned, not desired.
 	var candidates []Action
 	blocked := map[string]int{} // guard name → deletions it held
-	for _, key := range sortedKeys(owned) {
-		if _, ok := desired[key]; ok {
-			continue
-		}
-		env := owned[key]
+	for _, key := range orphanKeys {
+		env := in.Existing[owned[key]]
 		a := Action{Op: OpDelete, Key: key, Name: env.Name}
 		srcName, srcReason := provenance(env, cfg.ManagedTag, sources)
 		a.Source = srcName

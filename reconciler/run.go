@@ -4,9 +4,10 @@
 // applies the plan (the one place dry-run is enforced) and reports.
 //
 // One run:
-//   - list every source (concurrently; a failure blocks only that source's deletes);
+//   - list every source (concurrently; a failure blocks only that source's deletes),
+//     and meanwhile list the LD environments carrying the managed tag and count
+//     the project's environments;
 //   - render keys and names, detect collisions;
-//   - list the LD environments carrying the managed tag and count the project's environments;
 //   - load orphan state, Calculate the plan, apply it, save orphan state;
 //   - return a Report.
 package reconciler
@@ -65,6 +66,11 @@ type Config struct {
 	ExtraTags         []string
 	Plan              PlanConfig
 	Concurrency       int
+	// MaxMutationsPerRun caps the creates and deletes one run makes; the
+	// rest are held with ReasonRateBudget and done by later runs, so that a
+	// burst (many PRs closing after a release) is spread out instead of
+	// spending the account's rate limit at once. Zero is no cap.
+	MaxMutationsPerRun int
 	// SourceTimeout bounds each source's List; zero means no extra bound.
 	SourceTimeout time.Duration
 }
@@ -128,6 +134,9 @@ func (r *Reconciler) RunOnce(ctx context.Context, opts RunOptions) (Report, erro
 		return fail(fmt.Errorf("reconciler has no LD writer; only dry runs are possible"))
 	}
 
+	// LD is read while the sources are: both only read, so a run takes the
+	// slower of the two rather than their sum.
+	ld := r.readLD(ctx)
 	runs := r.listSources(ctx)
 	desired, results, held, problems := BuildDesired(runs)
 	for i, run := range runs {
@@ -141,13 +150,9 @@ func (r *Reconciler) RunOnce(ctx context.Context, opts RunOptions) (Report, erro
 		ev.Str("source", run.Name).Int("items", results[i].Items).Bool("complete", results[i].Complete).Msg("source listed")
 	}
 
-	existing, err := r.reader.ListEnvironments(ctx, r.cfg.Project, ldclient.ListFilter{Tags: []string{r.cfg.Plan.ManagedTag}})
+	existing, count, err := ld()
 	if err != nil {
-		return fail(fmt.Errorf("list environments tagged %q in project %q: %w", r.cfg.Plan.ManagedTag, r.cfg.Project, err))
-	}
-	count, err := r.reader.CountEnvironments(ctx, r.cfg.Project)
-	if err != nil {
-		return fail(fmt.Errorf("count environments in project %q: %w", r.cfg.Project, err))
+		return fail(err)
 	}
 
 	// The managed list cannot show an unmanaged environment that already
@@ -191,7 +196,7 @@ func (r *Reconciler) RunOnce(ctx context.Context, opts RunOptions) (Report, erro
 	}
 
 	ap := &applier{
-		writer: r.writer, project: r.cfg.Project, concurrency: r.cfg.Concurrency, dryRun: opts.DryRun,
+		writer: r.writer, project: r.cfg.Project, concurrency: r.cfg.Concurrency, maxMutations: r.cfg.MaxMutationsPerRun, dryRun: opts.DryRun,
 		lease: opts.Lease, managedTag: r.cfg.Plan.ManagedTag, post: r.post, log: log,
 	}
 	applied := ap.apply(ctx, plan.Creates, plan.Deletes)
@@ -245,6 +250,36 @@ func (r *Reconciler) RunOnce(ctx context.Context, opts RunOptions) (Report, erro
 	log.Info().Int("create", rep.Summary.Create).Int("delete", rep.Summary.Delete).Int("keep", rep.Summary.Keep).
 		Int("held", rep.Summary.Held).Int("failed", rep.Summary.Failed).Msg("run finished")
 	return rep, nil
+}
+
+// readLD starts listing the managed environments and counting the
+// project's, and returns a function that waits for both.
+func (r *Reconciler) readLD(ctx context.Context) func() ([]ldclient.Environment, int, error) {
+	var (
+		wg                sync.WaitGroup
+		existing          []ldclient.Environment
+		count             int
+		listErr, countErr error
+	)
+	wg.Go(func() {
+		existing, listErr = r.reader.ListEnvironments(ctx, r.cfg.Project, ldclient.ListFilter{Tags: []string{r.cfg.Plan.ManagedTag}})
+		if listErr != nil {
+			listErr = fmt.Errorf("list environments tagged %q in project %q: %w", r.cfg.Plan.ManagedTag, r.cfg.Project, listErr)
+		}
+	})
+	wg.Go(func() {
+		count, countErr = r.reader.CountEnvironments(ctx, r.cfg.Project)
+		if countErr != nil {
+			countErr = fmt.Errorf("count environments in project %q: %w", r.cfg.Project, countErr)
+		}
+	})
+	return func() ([]ldclient.Environment, int, error) {
+		wg.Wait()
+		if listErr != nil {
+			return nil, 0, listErr
+		}
+		return existing, count, countErr
+	}
 }
 
 // deliver hands each delivering source the keys of its live items' LD

@@ -60,6 +60,9 @@ type ReconcileConfig struct {
 	RunTimeout time.Duration `toml:"run_timeout"`
 	// ShutdownTimeout is how long a run may go on after SIGTERM.
 	ShutdownTimeout time.Duration `toml:"shutdown_timeout"`
+	// MaxMutationsPerRun caps creates plus deletes per run (0 = no cap); the
+	// rest are held as rate-budget and done by the next runs.
+	MaxMutationsPerRun int `toml:"max_mutations_per_run"`
 }
 
 type SafetyConfig struct {
@@ -282,6 +285,9 @@ func (c *Config) validate() []ConfigError {
 	}
 	if r.ShutdownTimeout <= 0 {
 		bad("reconcile.shutdown_timeout", "must be positive")
+	}
+	if r.MaxMutationsPerRun < 0 {
+		bad("reconcile.max_mutations_per_run", "must not be negative (0 is no cap)")
 	}
 
 	s := c.Safety

@@ -127,6 +127,11 @@ func TestParseConfigErrors(t *testing.T) {
 			want: []string{"c.toml:4: reconcile.policy", "c.toml:5: reconcile.schedule"},
 		},
 		{
+			name: "negative mutation budget",
+			text: "[launchdarkly]\nproject = \"p\"\n[reconcile]\nmax_mutations_per_run = -1\n" + sourceBlock,
+			want: []string{"c.toml:4: reconcile.max_mutations_per_run: must not be negative"},
+		},
+		{
 			name: "panicking cron spec is an error",
 			text: "[launchdarkly]\nproject = \"p\"\n[reconcile]\nschedule = \"CRON_TZ=UTC\"\n" + sourceBlock,
 			want: []string{"c.toml:4: reconcile.schedule"},

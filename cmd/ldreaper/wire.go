@@ -125,12 +125,13 @@ func buildWithToken(cfg Config, token string, getenv func(string) string, log ze
 	}
 
 	a.rec = reconciler.New(reconciler.Config{
-		Project:           ld.Project,
-		SourceEnvironment: ld.SourceEnvironment,
-		Color:             ld.Color,
-		ExtraTags:         ld.ExtraTags,
-		Concurrency:       cfg.Reconcile.Concurrency,
-		SourceTimeout:     cfg.Reconcile.SourceTimeout,
+		Project:            ld.Project,
+		SourceEnvironment:  ld.SourceEnvironment,
+		Color:              ld.Color,
+		ExtraTags:          ld.ExtraTags,
+		Concurrency:        cfg.Reconcile.Concurrency,
+		MaxMutationsPerRun: cfg.Reconcile.MaxMutationsPerRun,
+		SourceTimeout:      cfg.Reconcile.SourceTimeout,
 		Plan: reconciler.PlanConfig{
 			Policy:             reconciler.Policy(cfg.Reconcile.Policy),
 			ManagedTag:         ld.ManagedTag,
