@@ -48,10 +48,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs redis-server; skipped with -short")
 	}
-	bin := filepath.Join(t.TempDir(), "ldreaper")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build ldreaper: %v\n%s", err, out)
-	}
+	bin := onceBinary(t)
 	t.Run("two daemons never mutate at once", func(t *testing.T) {
 		t.Parallel()
 		testNoConcurrentMutations(t, bin, 2)

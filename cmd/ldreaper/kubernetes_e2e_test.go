@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -24,21 +23,11 @@ func TestOnceKubernetesEndToEnd(t *testing.T) {
 	fake := ldfake.New(ldfake.Options{})
 	fake.AddToken(e2eToken, ldfake.RoleWriter)
 	fake.AddProject("proj")
-	for _, env := range []ldfake.Environment{
+	baseURL := serveFakeLD(t, fake, "proj", []ldfake.Environment{
 		{Key: "staging", Name: "Staging", Color: "000000"},
 		// An environment this source created for a namespace that is gone.
 		{Key: "pr-1", Name: "PR 1", Color: "7B42BC", Tags: []string{"ldreaper", "ldreaper-src.previews"}},
-	} {
-		if _, err := fake.Seed("proj", env); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	baseURL, err := fake.Serve(ctx, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	}...)
 	e := &onceEnv{t: t, fake: fake, baseURL: baseURL, dir: t.TempDir()}
 	config := func(kubeContext string) string {
 		return e.writeFile("ldreaper.toml", `

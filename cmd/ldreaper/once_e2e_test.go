@@ -76,8 +76,15 @@ func newOnceEnv(t *testing.T) *onceEnv {
 		{Key: "pr-2", Name: "PR 2", Color: "7B42BC", Tags: []string{"ldreaper", "ldreaper-src.prs"}},
 		{Key: "ns-a", Name: "ns a", Color: "7B42BC", Tags: []string{"ldreaper", "ldreaper-src.namespaces"}},
 	}
-	for _, e := range seed {
-		if _, err := fake.Seed("proj", e); err != nil {
+	return &onceEnv{t: t, fake: fake, baseURL: serveFakeLD(t, fake, "proj", seed...), dir: t.TempDir()}
+}
+
+// serveFakeLD seeds project with envs and serves fake on loopback until the
+// test ends; it returns the base URL.
+func serveFakeLD(t *testing.T, fake *ldfake.Server, project string, envs ...ldfake.Environment) string {
+	t.Helper()
+	for _, e := range envs {
+		if _, err := fake.Seed(project, e); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -87,7 +94,7 @@ func newOnceEnv(t *testing.T) *onceEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &onceEnv{t: t, fake: fake, baseURL: url, dir: t.TempDir()}
+	return url
 }
 
 func (e *onceEnv) writeFile(name, content string) string {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"maps"
@@ -135,7 +134,7 @@ func newSourcesE2E(t *testing.T) *sourcesE2E {
 	fake := ldfake.New(ldfake.Options{})
 	fake.AddToken(e2eToken, ldfake.RoleWriter)
 	fake.AddProject("proj")
-	for _, e := range []ldfake.Environment{
+	ldURL := serveFakeLD(t, fake, "proj", []ldfake.Environment{
 		{Key: "staging", Name: "Staging", Color: "000000"},
 		{Key: "production", Name: "Production", Color: "000000", Critical: true},
 		// Owned by prs: PR 1 is still open, PR 3 is closed.
@@ -143,17 +142,7 @@ func newSourcesE2E(t *testing.T) *sourcesE2E {
 		{Key: "gh-pr-3", Name: "Preview acme/web#3", Color: "7B42BC", Tags: []string{"ldreaper", "ldreaper-src.prs"}},
 		// Owned by api, which will fail: it must survive.
 		{Key: "api-x", Name: "Preview x", Color: "7B42BC", Tags: []string{"ldreaper", "ldreaper-src.api"}},
-	} {
-		if _, err := fake.Seed("proj", e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	ldURL, err := fake.Serve(ctx, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	}...)
 	apis := newSourceStandIns(t)
 	e := &sourcesE2E{t: t, fake: fake, dir: t.TempDir(), apis: apis}
 	e.cfg = filepath.Join(e.dir, "ldreaper.toml")
